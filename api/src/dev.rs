@@ -1,0 +1,160 @@
+//! `dev` mode: the read API plus an in-process projector on embedded
+//! defaults (in-memory store, in-process event log, demo data).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sessionfold_common::event::Decoder;
+use sessionfold_projector::Projector;
+use sessionfold_projector::dead_letter::{DeadLetter, MemoryDeadLetters};
+use sessionfold_projector::log::EventLog;
+use sessionfold_projector::ndjson::{self, Partitioned};
+use sessionfold_projector::pipeline::{self, DEFAULT_BATCH_SIZE};
+use sessionfold_projector::source::Record;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// How long `POST /dev/events` waits for its events to be projected.
+pub const PROJECTION_WAIT: Duration = Duration::from_secs(10);
+
+/// The dev-only parts the `/dev/*` routes use.
+pub struct DevHandle {
+    pub log: Arc<EventLog>,
+    pub dead_letters: Arc<MemoryDeadLetters>,
+    pub decoder: Decoder,
+}
+
+/// What ingesting a set of records did.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestReport {
+    /// Events appended to the log and projected (duplicates included: the
+    /// fold applies them idempotently).
+    pub applied: usize,
+    /// Events of unknown types, skipped.
+    pub skipped: Vec<Skipped>,
+    /// Events that failed to decode, with the reason.
+    pub rejected: Vec<DeadLetter>,
+    /// False when projection did not finish within the wait.
+    pub projected: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    pub origin: String,
+    pub event_type: String,
+}
+
+impl DevHandle {
+    /// Starts the in-process projector over a new event log.
+    pub fn start(projector: Projector) -> Arc<Self> {
+        let log = EventLog::new();
+        let dead_letters = Arc::new(MemoryDeadLetters::new(1000));
+
+        let mut source = log.source();
+        let sink = Arc::clone(&dead_letters);
+        // Dev mode lives as long as the process; the sender is leaked on
+        // purpose so the pipeline never sees a shutdown.
+        let (shutdown_sender, shutdown) = watch::channel(false);
+        std::mem::forget(shutdown_sender);
+        tokio::spawn(async move {
+            match pipeline::run(
+                &mut source,
+                &projector,
+                sink.as_ref(),
+                DEFAULT_BATCH_SIZE,
+                shutdown,
+            )
+            .await
+            {
+                Ok(report) => info!(?report, "dev projector stopped"),
+                Err(err) => error!(error = %err, "dev projector failed"),
+            }
+        });
+
+        Arc::new(Self {
+            log,
+            dead_letters,
+            decoder: Decoder::default(),
+        })
+    }
+
+    /// Appends the decodable records to the log, waits for their projection,
+    /// and reports skips and rejections (which also go to the dead letters).
+    pub async fn ingest(&self, records: Vec<Record>) -> IngestReport {
+        let Partitioned {
+            events,
+            skipped,
+            rejected,
+        } = ndjson::partition(records);
+
+        let mut report = IngestReport::default();
+        for (origin, error) in rejected {
+            warn!(origin, event_id = error.event_id.as_deref().unwrap_or("-"), reason = %error, "event rejected");
+            let letter = DeadLetter::new(&origin, &error);
+            self.dead_letters.push(letter.clone());
+            report.rejected.push(letter);
+        }
+        for (origin, event_type) in skipped {
+            info!(origin, event_type, "skipping event of unknown type");
+            report.skipped.push(Skipped { origin, event_type });
+        }
+
+        report.applied = events.len();
+        let position = self.log.append(events);
+        report.projected = self.log.wait_projected(position, PROJECTION_WAIT).await;
+        report
+    }
+
+    /// Decodes a request body (NDJSON or a JSON array) and ingests it.
+    pub async fn ingest_body(&self, body: &[u8]) -> IngestReport {
+        let records = ndjson::read_body(body, &self.decoder);
+        self.ingest(records).await
+    }
+}
+
+/// Mints HS256 access tokens for dev mode with the dev secret, honouring
+/// `JWT_ISSUER` and the first `JWT_AUDIENCE` value.
+pub struct TokenMinter {
+    key: jsonwebtoken::EncodingKey,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+/// Lifetime of dev tokens.
+pub const DEV_TOKEN_TTL: chrono::Duration = chrono::Duration::hours(12);
+
+impl TokenMinter {
+    pub fn new(secret: &str, jwt: &crate::config::JwtSettings) -> Self {
+        Self {
+            key: jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+            issuer: jwt.issuer.clone(),
+            audience: jwt.audience.first().cloned(),
+        }
+    }
+
+    pub fn mint(&self, user_id: &str, token_version: u64) -> String {
+        let now = chrono::Utc::now();
+        let mut claims = serde_json::json!({
+            "sub": user_id,
+            "iat": now.timestamp(),
+            "exp": (now + DEV_TOKEN_TTL).timestamp(),
+            "tv": token_version,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        if let Some(issuer) = &self.issuer {
+            claims["iss"] = serde_json::json!(issuer);
+        }
+        if let Some(audience) = &self.audience {
+            claims["aud"] = serde_json::json!(audience);
+        }
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &self.key,
+        )
+        .expect("HS256 signing with an in-memory key cannot fail")
+    }
+}

@@ -1,0 +1,99 @@
+//! API errors and their one mapping to HTTP.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sessionfold_common::jwt::TokenError;
+
+/// Every error a handler returns. Each variant's status and `error.code`
+/// are part of the API contract; 5xx bodies stay opaque and the cause goes
+/// to the log where the error is raised.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401 `<token error code>`: the token failed verification.
+    #[error(transparent)]
+    InvalidToken(#[from] TokenError),
+    /// 401 `token_malformed`: the credentials are not a bearer token.
+    #[error("{0}")]
+    MalformedCredentials(&'static str),
+    /// 401 `token_revoked`: valid signature, but revoked by
+    /// `user.sessions_revoked` (lower `tv`) or `user.deactivated` (older `iat`).
+    #[error("the token has been revoked; sign in again")]
+    TokenRevoked,
+    /// 401 `unknown_user`: the token's subject has no session.
+    #[error("no session exists for this token's subject")]
+    UnknownUser,
+    /// 400 `<code>`: a request parameter or body is invalid.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// 413 `payload_too_large`.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 503 `service_unavailable`: neither the projection store nor the
+    /// source of truth could answer in time.
+    #[error("session data is temporarily unavailable")]
+    Unavailable,
+    /// 500 `internal_error`.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidToken(error) => error.code(),
+            ApiError::MalformedCredentials(_) => "token_malformed",
+            ApiError::TokenRevoked => "token_revoked",
+            ApiError::UnknownUser => "unknown_user",
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::Unavailable => "service_unavailable",
+            ApiError::Internal => "internal_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidToken(_)
+            | ApiError::MalformedCredentials(_)
+            | ApiError::TokenRevoked
+            | ApiError::UnknownUser => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let code = self.code();
+        let message = self.to_string();
+        let body = if status == StatusCode::UNAUTHORIZED {
+            json!({"authenticated": false, "error": {"code": code, "message": message}})
+        } else {
+            json!({"error": {"code": code, "message": message}})
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 section 3: a rejected bearer token gets the
+            // `invalid_token` error in the challenge.
+            let challenge = format!(
+                "Bearer realm=\"sessionfold\", error=\"invalid_token\", error_description=\"{}\"",
+                message.replace(['"', '\\'], "'")
+            );
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

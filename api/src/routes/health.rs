@@ -1,0 +1,5 @@
+//! `GET /healthz`: liveness for load balancers and compose health checks.
+
+pub async fn get_health() -> &'static str {
+    "ok"
+}
