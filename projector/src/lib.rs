@@ -1,6 +1,7 @@
 //! sessionfold projector: folds change events into session documents.
 //!
 //! Layout:
+//! - [`cli`]: the operator CLI, one file per subcommand.
 //! - [`engine`]: fold a batch into the projection store with compare-and-set.
 //! - [`source`]: the `EventSource` and `DeadLetterSink` traits and records.
 //! - [`pipeline`]: the consume-fold-write loop shared by every source.
@@ -9,6 +10,7 @@
 //! - [`dead_letter`]: the in-memory dead-letter sink.
 //! - [`ndjson`]: reading events from NDJSON files and request bodies.
 
+pub mod cli;
 pub mod dead_letter;
 pub mod demo;
 pub mod engine;
