@@ -177,7 +177,14 @@ impl SessionService {
     /// has no document (create only).
     async fn assemble(&self, user_id: &str, backfill: bool) -> Result<CachedSession, LoadError> {
         let Some(source) = &self.source else {
-            return Err(LoadError::Unavailable);
+            // Without a source of truth the projection is the only record:
+            // a store that answered "no document" means no such user, and a
+            // store that failed leaves nothing to serve.
+            return if backfill {
+                Ok(None)
+            } else {
+                Err(LoadError::Unavailable)
+            };
         };
         self.counters.assemblies.fetch_add(1, Ordering::Relaxed);
 
