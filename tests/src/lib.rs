@@ -1,1 +1,2 @@
-
+pub mod kafka_broker;
+pub mod redis_server;

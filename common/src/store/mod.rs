@@ -8,14 +8,17 @@
 //! document.
 //!
 //! - [`memory`]: in-process store for `dev` mode and tests.
+//! - [`redis`]: Redis (one server or a cluster), shared by every process.
 
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
-pub use memory::MemoryStore;
+pub use self::memory::MemoryStore;
+pub use self::redis::{RedisConfig, RedisStore};
 
 /// Fold state bytes as stored, with the revision a writer must present.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +98,11 @@ pub trait ProjectionStore: Send + Sync + 'static {
     async fn delete_documents(&self, user_ids: &[String]) -> Result<(), StoreError>;
 
     /// A stream of user ids whose document changed, from any process that
-    /// shares this store.
+    /// shares this store. The receiver gets every change made after this
+    /// returns, until it reports `Lagged` or `Closed`. `Closed` means the
+    /// store may have missed changes because its pub/sub connection dropped.
+    /// The caller must then treat everything it cached as stale and
+    /// subscribe again.
+    /// Fails with `Unavailable` while the store cannot subscribe.
     async fn subscribe_invalidations(&self) -> Result<broadcast::Receiver<String>, StoreError>;
 }
