@@ -12,6 +12,7 @@ use sessionfold_common::config::{ConfigErrors, Env, render_options};
 use sessionfold_common::fold::RenderOptions;
 use sessionfold_common::jwt::{KeySource, VerifierConfig};
 
+use crate::background::BackgroundSettings;
 use crate::session::CacheSettings;
 use crate::state::SessionSettings;
 
@@ -24,6 +25,8 @@ pub struct ApiConfig {
     pub critical_data_timeout: Duration,
     pub policy: PolicySettings,
     pub jwt: JwtSettings,
+    /// Timeout and cache of the background endpoints.
+    pub background: BackgroundSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +90,7 @@ impl ApiConfig {
             reload_interval: env.seconds("ROLE_PERMISSIONS_CACHE_TTL", 60, 86_400),
         };
         let jwt = jwt_settings(env);
+        let background = BackgroundSettings::from_env(env);
         Self {
             session,
             render,
@@ -94,6 +98,7 @@ impl ApiConfig {
             critical_data_timeout,
             policy,
             jwt,
+            background,
         }
     }
 

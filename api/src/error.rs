@@ -23,9 +23,21 @@ pub enum ApiError {
     /// 401 `unknown_user`: the token's subject has no session.
     #[error("no session exists for this token's subject")]
     UnknownUser,
+    /// 401 `token_missing`: the request carries no token, on an endpoint
+    /// that has nothing to return without one.
+    #[error("no access token: send Authorization: Bearer <token> or the session cookie")]
+    MissingToken,
     /// 400 `<code>`: a request parameter or body is invalid.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    /// 400 `invalid_parameter`: one query parameter is invalid. The body
+    /// also carries `parameter`, `value` and `expected`.
+    #[error("invalid query parameter {parameter}={value:?}: expected {expected}")]
+    InvalidParameter {
+        parameter: String,
+        value: String,
+        expected: String,
+    },
     /// 413 `payload_too_large`.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -33,6 +45,10 @@ pub enum ApiError {
     /// source of truth could answer in time.
     #[error("session data is temporarily unavailable")]
     Unavailable,
+    /// 503 `service_unavailable`: background data (profile, history,
+    /// notifications) could not be read in time.
+    #[error("this data is temporarily unavailable; retry shortly")]
+    DataUnavailable,
     /// 500 `internal_error`.
     #[error("internal error")]
     Internal,
@@ -44,10 +60,12 @@ impl ApiError {
             ApiError::InvalidToken(error) => error.code(),
             ApiError::MalformedCredentials(_) => "token_malformed",
             ApiError::TokenRevoked => "token_revoked",
+            ApiError::MissingToken => "token_missing",
             ApiError::UnknownUser => "unknown_user",
             ApiError::BadRequest { code, .. } => code,
+            ApiError::InvalidParameter { .. } => "invalid_parameter",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::Unavailable => "service_unavailable",
+            ApiError::Unavailable | ApiError::DataUnavailable => "service_unavailable",
             ApiError::Internal => "internal_error",
         }
     }
@@ -57,10 +75,11 @@ impl ApiError {
             ApiError::InvalidToken(_)
             | ApiError::MalformedCredentials(_)
             | ApiError::TokenRevoked
+            | ApiError::MissingToken
             | ApiError::UnknownUser => StatusCode::UNAUTHORIZED,
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::DataUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,20 +90,35 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let code = self.code();
         let message = self.to_string();
-        let body = if status == StatusCode::UNAUTHORIZED {
+        let mut body = if status == StatusCode::UNAUTHORIZED {
             json!({"authenticated": false, "error": {"code": code, "message": message}})
         } else {
             json!({"error": {"code": code, "message": message}})
         };
+        if let ApiError::InvalidParameter {
+            parameter,
+            value,
+            expected,
+        } = &self
+        {
+            body["error"]["parameter"] = json!(parameter);
+            body["error"]["value"] = json!(value);
+            body["error"]["expected"] = json!(expected);
+        }
         let mut response = (status, axum::Json(body)).into_response();
 
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750 section 3: a rejected bearer token gets the
-            // `invalid_token` error in the challenge.
-            let challenge = format!(
-                "Bearer realm=\"sessionfold\", error=\"invalid_token\", error_description=\"{}\"",
-                message.replace(['"', '\\'], "'")
-            );
+            // `invalid_token` error in the challenge; a request without any
+            // token gets the challenge without an error code.
+            let challenge = if matches!(self, ApiError::MissingToken) {
+                "Bearer realm=\"sessionfold\"".to_owned()
+            } else {
+                format!(
+                    "Bearer realm=\"sessionfold\", error=\"invalid_token\", error_description=\"{}\"",
+                    message.replace(['"', '\\'], "'")
+                )
+            };
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
             }

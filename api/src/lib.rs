@@ -2,8 +2,11 @@
 //!
 //! Layout:
 //! - [`app`]: the router `main` and the tests share.
+//! - [`cli`]: the `dev` and `serve` commands.
 //! - [`routes`]: handlers, one file per resource.
 //! - [`session`]: loading documents (L1 cache, store, live assembly).
+//! - [`background`]: loading background data (profile, booking history,
+//!   notifications) with its own cache and timeout.
 //! - [`auth`]: credentials from header or cookie.
 //! - [`error`]: `ApiError` and its single mapping to HTTP.
 //! - [`config`]: settings from the environment.
@@ -12,6 +15,8 @@
 //! - [`policy`]: loading and reloading the permission policy.
 
 pub mod auth;
+pub mod background;
+pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod error;
@@ -33,6 +38,15 @@ pub use state::AppState;
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/auth/session", get(routes::session::get_session))
+        .route(
+            "/auth/profile/detailed",
+            get(routes::background::get_profile_detailed),
+        )
+        .route(
+            "/auth/bookings/history",
+            get(routes::background::get_booking_history),
+        )
+        .route("/auth/notifications", get(routes::background::get_notifications))
         .route("/healthz", get(routes::health::get_health));
     if state.dev.is_some() {
         router = router

@@ -5,21 +5,26 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use arc_swap::ArcSwap;
 use chrono::Utc;
+use sessionfold_common::config::Env;
 use sessionfold_common::event::Decoder;
 use sessionfold_common::jwt::TokenVerifier;
+use sessionfold_common::mongo::{MongoBackgroundSource, MongoConfig, MongoSourceOfTruth};
 use sessionfold_common::permissions::PermissionTable;
 use sessionfold_common::source::SourceOfTruth;
-use sessionfold_common::store::{MemoryStore, ProjectionStore};
+use sessionfold_common::store::redis::RedisConfig;
+use sessionfold_common::store::{MemoryStore, ProjectionStore, RedisStore};
 use sessionfold_projector::Projector;
 use sessionfold_projector::demo::{self, DEMO_USER_ID};
+use sessionfold_projector::demo_background::EmbeddedBackgroundSource;
 use sessionfold_projector::ndjson;
 use sessionfold_projector::source::{RawRecord, Record};
 use tokio::net::TcpListener;
 use tracing::info;
 
+use crate::background::BackgroundService;
 use crate::config::ApiConfig;
 use crate::dev::{DevHandle, IngestReport};
 use crate::session::{self, SessionService};
@@ -80,24 +85,63 @@ pub async fn dev(listen: SocketAddr, events: Option<PathBuf>) -> anyhow::Result<
             println!("\nsessionfold dev mode listening on http://{bound}");
             println!("demo user: {user_id}\n");
             println!("TOKEN={token}");
-            println!("curl -H \"Authorization: Bearer $TOKEN\" http://{bound}/auth/session\n");
+            println!("curl -H \"Authorization: Bearer $TOKEN\" http://{bound}/auth/session");
+            println!(
+                "curl -H \"Authorization: Bearer $TOKEN\" 'http://{bound}/auth/bookings/history?limit=5'\n"
+            );
             println!("More events: curl --data-binary @events.ndjson http://{bound}/dev/events");
             println!("Token for another user: curl 'http://{bound}/dev/token?user=user-0002'\n");
         }
         None => println!("\nsessionfold dev mode listening on http://{bound} (no user in the events yet)\n"),
     }
 
+    let background = EmbeddedBackgroundSource::new(Arc::clone(&dev.log), Utc::now());
     let state = AppState {
         dev_tokens: Some(Arc::new(dev_tokens)),
+        background: Some(BackgroundService::new(Arc::new(background), config.background)),
         ..state
     };
     serve_until_shutdown(listener, state).await
 }
 
-/// Runs the production API. The Redis store arrives with the production read
-/// path; until then this command stops with an explicit error.
-pub async fn serve(_listen: SocketAddr) -> anyhow::Result<()> {
-    bail!("`serve` needs the Redis projection store, which this build does not include yet; use `dev`")
+/// Runs the production API against Redis until Ctrl-C or SIGTERM. Every
+/// configuration problem is reported at once and stops start-up.
+pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
+    let mut env = Env::from_process();
+    let config = ApiConfig::from_env(&mut env);
+    let redis = RedisConfig::from_env(&mut env);
+    let mongo = MongoConfig::from_env(&mut env);
+    env.finish()?;
+
+    info!(redis = ?redis, mongo = ?mongo, "starting sessionfold api");
+    let store: Arc<dyn ProjectionStore> =
+        Arc::new(RedisStore::new(redis).context("invalid Redis configuration")?);
+    // NOTE: without MONGODB_URI a missing projection is reported as an
+    // unknown user, and the background endpoints return 503.
+    let (source, background) = match &mongo {
+        Some(mongo) => {
+            // The client does not wait for the server (only a mongodb+srv URI
+            // resolves DNS here), so an unreachable server fails requests, not start-up.
+            let database = mongo.connect().await.context("invalid MongoDB configuration")?;
+            let source: Arc<dyn SourceOfTruth> = Arc::new(MongoSourceOfTruth::new(
+                database.clone(),
+                config.render.recent_bookings_limit,
+                config.critical_data_timeout,
+            ));
+            let background = MongoBackgroundSource::new(database, config.background.timeout);
+            (
+                Some(source),
+                Some(BackgroundService::new(Arc::new(background), config.background)),
+            )
+        }
+        None => (None, None),
+    };
+    let mut state = build_state(&config, store, source, None)?;
+    state.background = background;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    serve_until_shutdown(listener, state).await
 }
 
 /// Builds the shared state from configuration and starts its background
@@ -134,6 +178,7 @@ pub fn build_state(
         settings: Arc::new(config.session.clone()),
         dev,
         dev_tokens: None,
+        background: None,
     })
 }
 

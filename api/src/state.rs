@@ -43,4 +43,6 @@ pub struct AppState {
     pub dev: Option<Arc<crate::dev::DevHandle>>,
     /// Present only in `dev` mode: mints tokens for `GET /dev/token`.
     pub dev_tokens: Option<Arc<crate::dev::TokenMinter>>,
+    /// Data of the background endpoints; without it they answer 503.
+    pub background: Option<Arc<crate::background::BackgroundService>>,
 }

@@ -9,13 +9,19 @@
 //! - [`jwt`]: access token verification.
 //! - [`store`]: the `ProjectionStore` trait and its adapters.
 //! - [`source`]: the `SourceOfTruth` trait used by live assembly.
+//! - [`background`]: the `BackgroundSource` trait behind the background
+//!   endpoints (detailed profile, booking history, notifications).
+//! - [`mongo`]: MongoDB, the system of record: queries, document mapping,
+//!   live assembly, background reads and migrations.
 //! - [`config`]: typed configuration from environment variables.
 
+pub mod background;
 pub mod config;
 pub mod document;
 pub mod event;
 pub mod fold;
 pub mod jwt;
+pub mod mongo;
 pub mod permissions;
 pub mod source;
 pub mod store;
