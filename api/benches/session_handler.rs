@@ -35,7 +35,10 @@ fn bench_session(c: &mut Criterion) {
                 _ => None,
             })
             .collect();
-        Projector::new(store.clone(), config.render).project(&events).await.unwrap();
+        Projector::new(store.clone(), config.render)
+            .project(&events)
+            .await
+            .unwrap();
         build_state(&config, store, None, None).unwrap()
     });
 

@@ -234,20 +234,30 @@ impl SessionService {
 }
 
 /// Keeps the L1 cache in step with writes from every process sharing the
-/// store. Runs until the store's invalidation stream ends.
+/// store. Runs for the life of the process.
+///
+/// When the invalidation stream is lost, the cache is kept, not cleared:
+/// while the store is unreachable nobody can write to it, so cached entries
+/// stay true, and they are what keeps users served through the outage.
+/// Messages may have been missed around the disconnect, so the whole cache
+/// is dropped once the stream is back. Entry lifetime (`L1_CACHE_TTL_MS`)
+/// bounds staleness in between.
 pub async fn follow_invalidations(service: Arc<SessionService>) {
+    let mut resubscribing = false;
     loop {
         let mut receiver = match service.store.subscribe_invalidations().await {
             Ok(receiver) => receiver,
             Err(err) => {
-                // Without invalidations the L1 TTL is the only bound on
-                // staleness; drop everything and try again shortly.
                 warn!(error = %err, "cannot subscribe to invalidations; retrying in 1 s");
-                service.invalidate_all();
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                resubscribing = true;
                 continue;
             }
         };
+        if resubscribing {
+            info!("invalidation stream restored; clearing the L1 cache");
+            service.invalidate_all();
+        }
         loop {
             match receiver.recv().await {
                 Ok(user_id) => service.invalidate(&user_id).await,
@@ -256,8 +266,8 @@ pub async fn follow_invalidations(service: Arc<SessionService>) {
                     service.invalidate_all();
                 }
                 Err(RecvError::Closed) => {
-                    info!("invalidation stream closed; resubscribing");
-                    service.invalidate_all();
+                    warn!("invalidation stream lost; resubscribing");
+                    resubscribing = true;
                     break;
                 }
             }

@@ -12,8 +12,12 @@ use sessionfold_common::fold::{FoldState, RenderOptions, apply, fold_all, render
 /// bookings with a third of them cancelled, and two subscriptions.
 fn history(user_id: &str, bookings: usize) -> Vec<Event> {
     let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
-    let mut raw = vec![json!({"type": "user.created", "data": {"version": 1, "email": "asha@example.com", "name": "Asha", "role": "student"}})];
-    raw.push(json!({"type": "user.preferences_changed", "data": {"version": 2, "preferences": {"theme": "dark"}}}));
+    let mut raw = vec![
+        json!({"type": "user.created", "data": {"version": 1, "email": "asha@example.com", "name": "Asha", "role": "student"}}),
+    ];
+    raw.push(
+        json!({"type": "user.preferences_changed", "data": {"version": 2, "preferences": {"theme": "dark"}}}),
+    );
     for n in 0..bookings {
         let starts_at = t0 + Duration::hours(n as i64 * 7);
         raw.push(json!({"type": "booking.created", "data": {
@@ -21,7 +25,9 @@ fn history(user_id: &str, bookings: usize) -> Vec<Event> {
             "shaalaId": "sh-3", "shaalaName": "Lotus Shaala", "teacherName": "A. Iyer",
             "startsAt": starts_at.to_rfc3339(), "endsAt": (starts_at + Duration::hours(1)).to_rfc3339()}}));
         if n % 3 == 0 {
-            raw.push(json!({"type": "booking.cancelled", "data": {"version": 2, "bookingId": format!("bk-{n}")}}));
+            raw.push(
+                json!({"type": "booking.cancelled", "data": {"version": 2, "bookingId": format!("bk-{n}")}}),
+            );
         }
     }
     for n in 0..2 {
@@ -89,7 +95,9 @@ fn bench_fold(c: &mut Criterion) {
     let decoder = Decoder::default();
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("structured_with_schema", |b| b.iter(|| decoder.decode_structured(&raw).unwrap()));
+    group.bench_function("structured_with_schema", |b| {
+        b.iter(|| decoder.decode_structured(&raw).unwrap())
+    });
     group.finish();
 }
 

@@ -37,7 +37,7 @@ pub async fn get_session(State(state): State<AppState>, headers: HeaderMap) -> R
 
 /// Rejects tokens revoked after they were issued: a `tv` claim below the
 /// user's token version, or an `iat` at or before the latest deactivation.
-fn check_revocation(claims: &VerifiedToken, document: &StoredDocument) -> Result<(), ApiError> {
+pub(crate) fn check_revocation(claims: &VerifiedToken, document: &StoredDocument) -> Result<(), ApiError> {
     let header = &document.header;
     if claims.token_version < header.token_version {
         return Err(ApiError::TokenRevoked);
