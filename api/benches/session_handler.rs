@@ -49,7 +49,22 @@ fn bench_session(c: &mut Criterion) {
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap();
+    let verifier = state.verifier.clone();
+    let sessions = state.sessions.clone();
     let router = app(state);
+
+    // The parts of an L1 hit, to see where the time goes.
+    let mut group = c.benchmark_group("auth_session_parts");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("verify_hs256", |b| {
+        b.iter(|| verifier.verifier().verify(&token).unwrap())
+    });
+    group.bench_function("verify_cached", |b| b.iter(|| verifier.verify(&token).unwrap()));
+    group.bench_function("l1_lookup", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { sessions.load(DEMO_USER_ID).await.unwrap() });
+    });
+    group.finish();
 
     let mut group = c.benchmark_group("auth_session_in_process");
     group.throughput(Throughput::Elements(1));

@@ -23,6 +23,9 @@ pub struct ApiConfig {
     pub cache: CacheSettings,
     /// `CRITICAL_DATA_TIMEOUT` (ms, default 2000): budget for live assembly.
     pub critical_data_timeout: Duration,
+    /// `VERIFIED_TOKEN_CACHE_SIZE` (default 100000, 0 = off): tokens kept
+    /// after a successful verification, so a repeat skips the signature check.
+    pub verified_token_cache_entries: u64,
     pub policy: PolicySettings,
     pub jwt: JwtSettings,
     /// Timeout and cache of the background endpoints.
@@ -82,6 +85,8 @@ impl ApiConfig {
             ttl: env.millis("L1_CACHE_TTL_MS", 1000, 1, 3_600_000),
         };
         let critical_data_timeout = env.millis("CRITICAL_DATA_TIMEOUT", 2000, 1, 60_000);
+        let verified_token_cache_entries =
+            env.integer("VERIFIED_TOKEN_CACHE_SIZE", 100_000, 0, 10_000_000, "tokens");
         let policy = PolicySettings {
             file: env.string("ROLE_PERMISSIONS_FILE").map(PathBuf::from),
             owner_approval_required: env
@@ -96,6 +101,7 @@ impl ApiConfig {
             render,
             cache,
             critical_data_timeout,
+            verified_token_cache_entries,
             policy,
             jwt,
             background,

@@ -24,6 +24,7 @@ use sessionfold_projector::source::{RawRecord, Record};
 use tokio::net::TcpListener;
 use tracing::info;
 
+use crate::auth::Authenticator;
 use crate::background::BackgroundService;
 use crate::config::ApiConfig;
 use crate::dev::{DevHandle, IngestReport};
@@ -172,7 +173,11 @@ pub fn build_state(
     tokio::spawn(session::follow_invalidations(Arc::clone(&sessions)));
 
     Ok(AppState {
-        verifier: Arc::new(verifier),
+        verifier: Arc::new(Authenticator::new(
+            verifier,
+            config.jwt.leeway_secs,
+            config.verified_token_cache_entries,
+        )),
         sessions,
         permissions,
         settings: Arc::new(config.session.clone()),

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use sessionfold_common::jwt::TokenVerifier;
 use sessionfold_common::permissions::PermissionTable;
 
 use crate::session::SessionService;
@@ -34,7 +33,7 @@ impl Default for SessionSettings {
 /// State shared by every handler. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub verifier: Arc<TokenVerifier>,
+    pub verifier: Arc<crate::auth::Authenticator>,
     pub sessions: Arc<SessionService>,
     /// Swapped atomically when the policy file is reloaded.
     pub permissions: Arc<ArcSwap<PermissionTable>>,
