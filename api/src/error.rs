@@ -38,6 +38,12 @@ pub enum ApiError {
         value: String,
         expected: String,
     },
+    /// 404 `not_found`: no such route.
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// 405 `method_not_allowed`: the route exists for other methods.
+    #[error("method {0} is not allowed on this route")]
+    MethodNotAllowed(String),
     /// 413 `payload_too_large`.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -64,6 +70,8 @@ impl ApiError {
             ApiError::UnknownUser => "unknown_user",
             ApiError::BadRequest { code, .. } => code,
             ApiError::InvalidParameter { .. } => "invalid_parameter",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable | ApiError::DataUnavailable => "service_unavailable",
             ApiError::Internal => "internal_error",
@@ -78,6 +86,8 @@ impl ApiError {
             | ApiError::MissingToken
             | ApiError::UnknownUser => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest { .. } | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable | ApiError::DataUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,

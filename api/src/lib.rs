@@ -57,6 +57,9 @@ pub fn app(state: AppState) -> Router {
             .route("/dev/dead-letters", get(routes::dev::get_dead_letters))
             .route("/dev/token", get(routes::dev::get_token));
     }
+    router = router
+        .fallback(routes::fallback::not_found)
+        .method_not_allowed_fallback(routes::fallback::method_not_allowed);
     // The default request span records method and path only; headers (and
     // with them tokens and cookies) are never logged.
     router.layer(TraceLayer::new_for_http()).with_state(state)

@@ -2,5 +2,6 @@
 
 pub mod background;
 pub mod dev;
+pub mod fallback;
 pub mod health;
 pub mod session;
