@@ -36,6 +36,16 @@ enum Command {
         #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:4001", value_parser = crate::config::parse_listen)]
         listen: SocketAddr,
     },
+    /// Print an HS256 token signed with JWT_SECRET (with JWT_ISSUER and the
+    /// first JWT_AUDIENCE), valid for 12 hours: for trying `serve` by hand.
+    Token {
+        /// The user id (`sub` claim).
+        #[arg(long)]
+        user: String,
+        /// Token version (`tv` claim).
+        #[arg(long, default_value_t = 0)]
+        tv: u64,
+    },
 }
 
 /// Runs the whole program: logging, arguments, the command, the exit status.
@@ -45,6 +55,7 @@ pub async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dev { listen, events } => crate::run::dev(listen, events).await,
         Command::Serve { listen } => crate::run::serve(listen).await,
+        Command::Token { user, tv } => crate::run::print_token(&user, tv),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

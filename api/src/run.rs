@@ -145,6 +145,17 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
     serve_until_shutdown(listener, state).await
 }
 
+/// Prints a token for `user` signed with `JWT_SECRET`.
+pub fn print_token(user: &str, token_version: u64) -> anyhow::Result<()> {
+    let config = ApiConfig::from_process_env()?;
+    let Some(secret) = &config.jwt.secret else {
+        anyhow::bail!("JWT_SECRET is not set; `token` signs HS256 tokens with it");
+    };
+    let minter = crate::dev::TokenMinter::new(secret, &config.jwt);
+    println!("{}", minter.mint(user, token_version));
+    Ok(())
+}
+
 /// Builds the shared state from configuration and starts its background
 /// tasks (L1 invalidation, policy reload).
 pub fn build_state(

@@ -54,7 +54,8 @@ pub struct SessionService {
     source: Option<Arc<dyn SourceOfTruth>>,
     render_options: RenderOptions,
     assembly_timeout: Duration,
-    cache: Cache<String, CachedSession>,
+    /// `None` when `L1_CACHE_MAX_BYTES` is 0: every request reads the store.
+    cache: Option<Cache<String, CachedSession>>,
     counters: SessionCounters,
 }
 
@@ -66,14 +67,16 @@ impl SessionService {
         assembly_timeout: Duration,
         cache: CacheSettings,
     ) -> Arc<Self> {
-        let cache = Cache::builder()
-            .max_capacity(cache.max_bytes)
-            .weigher(|key: &String, value: &CachedSession| {
-                let size = key.len() + value.as_ref().map_or(16, |document| document.size());
-                u32::try_from(size).unwrap_or(u32::MAX)
-            })
-            .time_to_live(cache.ttl)
-            .build();
+        let cache = (cache.max_bytes > 0).then(|| {
+            Cache::builder()
+                .max_capacity(cache.max_bytes)
+                .weigher(|key: &String, value: &CachedSession| {
+                    let size = key.len() + value.as_ref().map_or(16, |document| document.size());
+                    u32::try_from(size).unwrap_or(u32::MAX)
+                })
+                .time_to_live(cache.ttl)
+                .build()
+        });
         Arc::new(Self {
             store,
             source,
@@ -94,16 +97,19 @@ impl SessionService {
 
     /// The session document of `user_id`, or `None` if the user has none.
     pub async fn load(&self, user_id: &str) -> Result<CachedSession, LoadError> {
-        if let Some(cached) = self.cache.get(user_id).await {
+        let Some(cache) = &self.cache else {
+            return self.load_uncached(user_id).await;
+        };
+        if let Some(cached) = cache.get(user_id).await {
             match &cached {
                 Some(document) if document.is_stale(Utc::now()) => {
-                    self.cache.invalidate(user_id).await;
+                    cache.invalidate(user_id).await;
                 }
                 _ => return Ok(cached),
             }
         }
         let key = user_id.to_owned();
-        self.cache
+        cache
             .try_get_with(key, self.load_uncached(user_id))
             .await
             .map_err(|error: Arc<LoadError>| (*error).clone())
@@ -111,11 +117,15 @@ impl SessionService {
 
     /// Drops one user from the L1 cache (an invalidation message arrived).
     pub async fn invalidate(&self, user_id: &str) {
-        self.cache.invalidate(user_id).await;
+        if let Some(cache) = &self.cache {
+            cache.invalidate(user_id).await;
+        }
     }
 
     pub fn invalidate_all(&self) {
-        self.cache.invalidate_all();
+        if let Some(cache) = &self.cache {
+            cache.invalidate_all();
+        }
     }
 
     async fn load_uncached(&self, user_id: &str) -> Result<CachedSession, LoadError> {
