@@ -140,3 +140,42 @@ async fn concurrent_misses_share_one_assembly() {
     assert!(responses.iter().all(|(status, _)| *status == StatusCode::OK));
     assert_eq!(state.sessions.counters().assemblies.load(Ordering::Relaxed), 1);
 }
+
+/// Mid-class for bk-703 (17:00 to 18:00 on 2026-10-20): projected then, its
+/// document says `confirmed` and goes stale at 18:00.
+fn during_class() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-10-20T17:30:00Z")
+        .unwrap()
+        .to_utc()
+}
+
+#[tokio::test]
+async fn stale_document_is_rendered_again_on_read() {
+    let config = config();
+    let store = Arc::new(MemoryStore::new());
+    let dyn_store: Arc<dyn ProjectionStore> = store.clone();
+    Projector::new(dyn_store.clone(), config.render)
+        .with_clock(during_class)
+        .project(&walkthrough_events())
+        .await
+        .unwrap();
+
+    let state = build_state(&config, dyn_store, None, None).unwrap();
+    let (status, body) = get(&state).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let past = body["recentBookings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|booking| booking["id"] == "bk-703")
+        .unwrap();
+    assert_eq!(past["status"], "completed");
+    assert_eq!(state.sessions.counters().rerenders.load(Ordering::Relaxed), 1);
+
+    // The refreshed document was written back, so the next reader need not
+    // render it again.
+    let stored = store.get_document(USER).await.unwrap().unwrap();
+    let stored = sessionfold_common::document::StoredDocument::decode(stored).unwrap();
+    assert!(!stored.is_stale(chrono::Utc::now()));
+}
