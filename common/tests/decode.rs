@@ -138,3 +138,13 @@ fn non_object_event_is_rejected() {
     let error = Decoder::default().decode_structured(b"[1, 2]").unwrap_err();
     assert_eq!(error.code(), "invalid_envelope");
 }
+
+#[test]
+fn event_time_in_the_future_is_rejected() {
+    let mut event = booking_created();
+    event["time"] = json!("2099-01-01T00:00:00Z");
+    let error = Decoder::default().decode_value(event).unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("/time"), "{text}");
+    assert!(text.contains("in the future"), "{text}");
+}

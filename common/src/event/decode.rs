@@ -17,6 +17,12 @@ use super::schema::{SchemaRegistry, SchemaViolations};
 /// must not cost unbounded memory). 1 MiB, the Kafka default `max.message.bytes`.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
 
+/// How far an event's `time` may lie ahead of this process's clock. The
+/// time of a change cannot be in the future; a producer clock far ahead would
+/// otherwise, for example, revoke every token until that date through
+/// `user.deactivated`, with no event able to undo it.
+pub const MAX_FUTURE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
 /// The result of decoding one record that is not an error.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded {
@@ -179,6 +185,17 @@ impl Decoder {
                 message,
             })
         })?;
+        let latest = Utc::now() + MAX_FUTURE_SKEW;
+        if time > latest {
+            return Err(fail(DecodeProblem::Rule {
+                field: "/time",
+                message: format!(
+                    "{} is more than {} minutes in the future; the time of a change cannot be later than now",
+                    time.to_rfc3339(),
+                    MAX_FUTURE_SKEW.num_minutes()
+                ),
+            }));
+        }
         let version = data.get("version").and_then(Value::as_u64).ok_or_else(|| {
             fail(DecodeProblem::Rule {
                 field: "/data/version",
