@@ -9,7 +9,13 @@ use crate::error::ApiError;
 /// Returns the raw token, if the request carries one. The header wins over
 /// the cookie when both are present.
 pub fn extract_token<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Result<Option<&'a str>, ApiError> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
+    let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
+    if let Some(value) = authorization.next() {
+        // Two credentials are ambiguous: which one the client meant cannot
+        // be known, so neither is used.
+        if authorization.next().is_some() {
+            return Err(malformed("the request has more than one Authorization header"));
+        }
         let value = value
             .to_str()
             .map_err(|_| malformed("the Authorization header is not visible ASCII"))?;
@@ -24,6 +30,7 @@ pub fn extract_token<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Result<Op
         return Ok(Some(token));
     }
 
+    let mut found = None;
     for value in headers.get_all(header::COOKIE) {
         let Ok(value) = value.to_str() else { continue };
         for pair in value.split(';') {
@@ -31,11 +38,14 @@ pub fn extract_token<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Result<Op
                 && name == cookie_name
                 && !token.is_empty()
             {
-                return Ok(Some(token));
+                if found.is_some() {
+                    return Err(malformed("the request has more than one session cookie"));
+                }
+                found = Some(token);
             }
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 fn malformed(reason: &'static str) -> ApiError {

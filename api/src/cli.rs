@@ -50,7 +50,10 @@ enum Command {
 
 /// Runs the whole program: logging, arguments, the command, the exit status.
 pub async fn main() -> ExitCode {
-    crate::telemetry::init();
+    if let Err(message) = crate::telemetry::init() {
+        eprintln!("error: {message}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dev { listen, events } => crate::run::dev(listen, events).await,

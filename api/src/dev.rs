@@ -29,9 +29,10 @@ pub struct DevHandle {
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IngestReport {
-    /// Events appended to the log and projected (duplicates included: the
-    /// fold applies them idempotently).
-    pub applied: usize,
+    /// Events that decoded and were appended to the log. Duplicates and
+    /// events older than what the projection holds count here too: the fold
+    /// takes them and changes nothing.
+    pub accepted: usize,
     /// Events of unknown types, skipped.
     pub skipped: Vec<Skipped>,
     /// Events that failed to decode, with the reason.
@@ -102,7 +103,7 @@ impl DevHandle {
             report.skipped.push(Skipped { origin, event_type });
         }
 
-        report.applied = events.len();
+        report.accepted = events.len();
         let position = self.log.append(events);
         report.projected = self.log.wait_projected(position, PROJECTION_WAIT).await;
         report

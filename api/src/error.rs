@@ -38,6 +38,9 @@ pub enum ApiError {
         value: String,
         expected: String,
     },
+    /// 415 `<code>`: the request body's content type is not accepted.
+    #[error("{message}")]
+    UnsupportedMediaType { code: &'static str, message: String },
     /// 404 `not_found`: no such route.
     #[error("no route for {0}")]
     NotFound(String),
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::UnknownUser => "unknown_user",
             ApiError::BadRequest { code, .. } => code,
             ApiError::InvalidParameter { .. } => "invalid_parameter",
+            ApiError::UnsupportedMediaType { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -86,6 +90,7 @@ impl ApiError {
             | ApiError::MissingToken
             | ApiError::UnknownUser => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest { .. } | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -116,6 +121,10 @@ impl IntoResponse for ApiError {
             body["error"]["expected"] = json!(expected);
         }
         let mut response = (status, axum::Json(body)).into_response();
+        // Errors depend on the credentials sent: never cached or shared.
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750 section 3: a rejected bearer token gets the

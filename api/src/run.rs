@@ -22,7 +22,7 @@ use sessionfold_projector::demo_background::EmbeddedBackgroundSource;
 use sessionfold_projector::ndjson;
 use sessionfold_projector::source::{RawRecord, Record};
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::auth::Authenticator;
 use crate::background::BackgroundService;
@@ -90,8 +90,10 @@ pub async fn dev(listen: SocketAddr, events: Option<PathBuf>) -> anyhow::Result<
             println!(
                 "curl -H \"Authorization: Bearer $TOKEN\" 'http://{bound}/auth/bookings/history?limit=5'\n"
             );
-            println!("More events: curl --data-binary @events.ndjson http://{bound}/dev/events");
-            println!("Token for another user: curl 'http://{bound}/dev/token?user=user-0002'\n");
+            println!(
+                "More events: curl -H 'Content-Type: application/x-ndjson' --data-binary @events.ndjson http://{bound}/dev/events"
+            );
+            println!("Token for another user: curl 'http://{bound}/dev/token?user=ID'\n");
         }
         None => println!("\nsessionfold dev mode listening on http://{bound} (no user in the events yet)\n"),
     }
@@ -135,7 +137,13 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
                 Some(BackgroundService::new(Arc::new(background), config.background)),
             )
         }
-        None => (None, None),
+        None => {
+            warn!(
+                "MONGODB_URI is not set: no live assembly, so a user without a projected document \
+                 gets 401 unknown_user, and the background endpoints answer 503"
+            );
+            (None, None)
+        }
     };
     let mut state = build_state(&config, store, source, None)?;
     state.background = background;
@@ -165,7 +173,9 @@ pub fn build_state(
     dev: Option<Arc<DevHandle>>,
 ) -> anyhow::Result<AppState> {
     let verifier_config = config.jwt.verifier_config()?;
-    let verifier = TokenVerifier::new(verifier_config).context("invalid token verification settings")?;
+    let verifier = TokenVerifier::new(verifier_config).context(
+        "invalid token verification settings (keys are numbered in this order: JWT_SECRET, JWT_PUBLIC_KEY_FILE, JWT_JWKS_FILE)",
+    )?;
 
     let policy = policy::load(&config.policy)?;
     let permissions = Arc::new(ArcSwap::from_pointee(PermissionTable::new(policy)));
@@ -256,7 +266,7 @@ fn print_ingest(report: &IngestReport, events: Option<&PathBuf>) {
     );
     println!(
         "projected {} events from {from}; {} skipped (unknown type), {} rejected",
-        report.applied,
+        report.accepted,
         report.skipped.len(),
         report.rejected.len()
     );

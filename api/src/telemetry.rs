@@ -1,11 +1,21 @@
-//! Logging setup: `RUST_LOG` filters (default `info`), `LOG_FORMAT=json` for
-//! JSON lines.
+//! Logging setup: `RUST_LOG` filters (default `info`), `LOG_FORMAT` is
+//! `text` (default) or `json` for JSON lines.
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json");
+/// Installs the log subscriber; `Err` names an invalid `LOG_FORMAT` or
+/// `RUST_LOG`, and start-up stops.
+pub fn init() -> Result<(), String> {
+    let json = match std::env::var("LOG_FORMAT").ok().as_deref() {
+        None | Some("") | Some("text") => false,
+        Some("json") => true,
+        Some(other) => return Err(format!("invalid LOG_FORMAT={other:?}: expected text or json")),
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(&directives)
+            .map_err(|err| format!("invalid RUST_LOG={directives:?}: {err}"))?,
+        _ => EnvFilter::new("info"),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -16,4 +26,5 @@ pub fn init() {
     };
     // A subscriber already set (tests) is fine.
     drop(result);
+    Ok(())
 }

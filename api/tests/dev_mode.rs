@@ -194,7 +194,7 @@ async fn sessions_revoked_makes_older_tokens_fail() {
 
     let revoke = r#"{"specversion":"1.0","id":"0b0f3c1e-0009-4000-8000-000000000009","source":"/services/users","type":"user.sessions_revoked","subject":"user-0100","time":"2026-10-05T12:00:00Z","data":{"version":3,"tokenVersion":1}}"#;
     let report = server.post_events(revoke).await;
-    assert_eq!(report["applied"], 1, "{report}");
+    assert_eq!(report["accepted"], 1, "{report}");
     assert_eq!(report["projected"], true, "{report}");
 
     let (status, body) = server.session(&server.token).await;
@@ -244,7 +244,7 @@ async fn posted_events_report_rejections_with_reasons() {
         r#"{"specversion":"1.0","id":"e-new","source":"/s","type":"booking.waitlisted","subject":"user-0100","time":"2026-10-02T10:00:00Z","data":{"version":1}}"#,
     );
     let report = server.post_events(body).await;
-    assert_eq!(report["applied"], 0, "{report}");
+    assert_eq!(report["accepted"], 0, "{report}");
     assert_eq!(report["skipped"][0]["eventType"], "booking.waitlisted");
     assert_eq!(report["rejected"][0]["eventId"], "e-bad");
     assert_eq!(report["rejected"][0]["origin"], "body:1");
@@ -255,4 +255,30 @@ async fn posted_events_report_rejections_with_reasons() {
             .contains("bookingId"),
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn wrong_content_type_and_parameter_get_json_errors() {
+    let server = DevServer::start(Some(&walkthrough()));
+    let client = reqwest::Client::new();
+
+    let response = client
+        .post(format!("{}/dev/events", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("a=b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 415);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_content_type");
+
+    let response = client
+        .get(format!("{}/dev/token?user=user-0100&tv=abc", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["parameter"], "tv");
 }

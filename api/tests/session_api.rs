@@ -272,3 +272,57 @@ async fn session_metadata_follows_token_expiry() {
     // The client cache never outlives the token.
     assert!(parse("cacheExpiresAt") <= now + 600);
 }
+
+#[tokio::test]
+async fn two_authorization_headers_are_rejected() {
+    let (state, _) = app_for_key_set("hs256").await;
+    let token = hs256_token(claims_for("user-42", 0, chrono::Utc::now().timestamp()));
+    let request = Request::get("/auth/session")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::AUTHORIZATION, "Bearer other")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = get(&state, request).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "token_malformed");
+}
+
+#[tokio::test]
+async fn two_session_cookies_are_rejected() {
+    let (state, _) = app_for_key_set("hs256").await;
+    let token = hs256_token(claims_for("user-42", 0, chrono::Utc::now().timestamp()));
+    let request = Request::get("/auth/session")
+        .header(header::COOKIE, format!("sf_session={token}; sf_session=garbage"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = get(&state, request).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "token_malformed");
+}
+
+#[tokio::test]
+async fn error_responses_are_not_cacheable() {
+    let (state, _) = app_for_key_set("hs256").await;
+    let response = app(state).oneshot(bearer("garbage")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+}
+
+#[tokio::test]
+async fn oversize_dev_events_body_gets_json_413() {
+    let mut env = Env::from_pairs(&[("JWT_SECRET", "dev-events-limit-secret-0123456789abcdef")]);
+    let config = ApiConfig::from_env(&mut env);
+    env.finish().unwrap();
+    let store: Arc<dyn ProjectionStore> = Arc::new(MemoryStore::new());
+    let dev = sessionfold_api::dev::DevHandle::start(Projector::new(store.clone(), config.render));
+    let state = build_state(&config, store, None, Some(dev)).unwrap();
+
+    let body = vec![b'x'; sessionfold_api::routes::dev::MAX_EVENTS_BODY + 1];
+    let request = Request::post("/dev/events")
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from(body))
+        .unwrap();
+    let (status, _, body) = get(&state, request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["code"], "payload_too_large");
+}
