@@ -182,9 +182,11 @@ pub fn user_id_from_key(key: &str) -> Option<String> {
     }
 }
 
-/// A data connection: both kinds reconnect by themselves.
+/// A data connection: both kinds reconnect by themselves. Public so other
+/// Redis users of the projection store's settings (the change-stream
+/// checkpoints) share one adapter.
 #[derive(Clone)]
-enum Connection {
+pub enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }

@@ -13,11 +13,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use mongodb::bson::{self, Document, doc};
 use mongodb::change_stream::event::ResumeToken;
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::Cmd;
 use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, RedisFuture, Value};
 use sessionfold_common::store::RedisConfig;
+use sessionfold_common::store::redis::Connection;
 use sessionfold_common::store::redis::KEY_PREFIX;
 use tokio::sync::Mutex;
 
@@ -76,40 +75,6 @@ pub trait CheckpointStore: Send + Sync {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<(), CheckpointError>;
-}
-
-#[derive(Clone)]
-enum Connection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Connection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(connection) => connection.req_packed_command(cmd),
-            Self::Cluster(connection) => connection.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(connection) => connection.get_db(),
-            Self::Cluster(connection) => connection.get_db(),
-        }
-    }
 }
 
 /// Checkpoints in the Redis of the projection store (one server or a
