@@ -5,22 +5,14 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sessionfold_tests::processes::{ProcessGuard, replay};
 use sessionfold_tests::redis_server::RedisServer;
 
 const SECRET: &str = "outage-test-secret-0123456789abcdef0123";
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn events_file() -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -33,21 +25,6 @@ fn events_file() -> tempfile::NamedTempFile {
         writeln!(file, "{event}").unwrap();
     }
     file
-}
-
-fn replay(redis: &RedisServer, events: &std::path::Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_projector-under-test"))
-        .arg("replay")
-        .arg(events)
-        .env("REDIS_URL", redis.url())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 fn token(user: &str) -> String {
@@ -98,14 +75,18 @@ async fn wait_for_status(client: &reqwest::Client, base: &str, user: &str, expec
 async fn api_survives_redis_outage_and_recovers() {
     let mut redis = RedisServer::start_local();
     let events = events_file();
-    replay(&redis, events.path());
+    replay(
+        env!("CARGO_BIN_EXE_projector-under-test"),
+        &redis.url(),
+        events.path(),
+    );
 
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut api = Process(
+    let mut api = ProcessGuard(
         Command::new(env!("CARGO_BIN_EXE_api-under-test"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("REDIS_URL", redis.url())
@@ -140,7 +121,11 @@ async fn api_survives_redis_outage_and_recovers() {
     // The restarted server is empty: project again, then the cold user is
     // served by the same API process.
     redis.restart();
-    replay(&redis, events.path());
+    replay(
+        env!("CARGO_BIN_EXE_projector-under-test"),
+        &redis.url(),
+        events.path(),
+    );
     assert_eq!(wait_for_status(&client, &base, "user-cold", 200).await, 200);
     assert!(api.0.try_wait().unwrap().is_none());
 }

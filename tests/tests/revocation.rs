@@ -8,24 +8,15 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sessionfold_tests::processes::{ProcessGuard, replay};
 use sessionfold_tests::redis_server::RedisServer;
 
 const SECRET: &str = "revocation-test-secret-0123456789abcdef";
 const USER: &str = "user-0100";
-
-/// A process killed by PID when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -39,24 +30,7 @@ fn walkthrough() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/walkthrough.ndjson")
 }
 
-/// Runs `sessionfold-projector replay` on `events` and waits for it to exit:
-/// once it has, every write it made is in Redis.
-fn replay(redis: &RedisServer, events: &std::path::Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_projector-under-test"))
-        .arg("replay")
-        .arg(events)
-        .env("REDIS_URL", redis.url())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn start_api(redis: &RedisServer) -> (Process, String) {
+fn start_api(redis: &RedisServer) -> (ProcessGuard, String) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_api-under-test"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -68,7 +42,7 @@ fn start_api(redis: &RedisServer) -> (Process, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    (Process(child), format!("http://127.0.0.1:{port}"))
+    (ProcessGuard(child), format!("http://127.0.0.1:{port}"))
 }
 
 fn token(token_version: u64, issued_at: i64) -> String {
@@ -133,7 +107,11 @@ fn event_file(event: serde_json::Value) -> tempfile::NamedTempFile {
 #[tokio::test]
 async fn revocation_reaches_every_api_instance_within_one_second() {
     let redis = RedisServer::start();
-    replay(&redis, &walkthrough());
+    replay(
+        env!("CARGO_BIN_EXE_projector-under-test"),
+        &redis.url(),
+        &walkthrough(),
+    );
     let (_first, first) = start_api(&redis);
     let (_second, second) = start_api(&redis);
     let bases = vec![first, second];
@@ -151,7 +129,11 @@ async fn revocation_reaches_every_api_instance_within_one_second() {
         "specversion": "1.0", "id": "rev-1", "source": "/services/users", "type": "user.sessions_revoked",
         "subject": USER, "time": "2026-10-05T12:00:00Z", "data": {"version": 3, "tokenVersion": 1}
     }));
-    replay(&redis, revoke.path());
+    replay(
+        env!("CARGO_BIN_EXE_projector-under-test"),
+        &redis.url(),
+        revoke.path(),
+    );
     let late = wait_for_rejection(&client, &bases, &old, Duration::from_secs(1)).await;
     assert!(
         late.is_empty(),
@@ -168,7 +150,11 @@ async fn revocation_reaches_every_api_instance_within_one_second() {
         "specversion": "1.0", "id": "deact-1", "source": "/services/users", "type": "user.deactivated",
         "subject": USER, "time": chrono::Utc::now().to_rfc3339(), "data": {"version": 4}
     }));
-    replay(&redis, deactivate.path());
+    replay(
+        env!("CARGO_BIN_EXE_projector-under-test"),
+        &redis.url(),
+        deactivate.path(),
+    );
     let late = wait_for_rejection(&client, &bases, &renewed, Duration::from_secs(1)).await;
     assert!(
         late.is_empty(),
