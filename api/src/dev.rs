@@ -1,18 +1,18 @@
 //! `dev` mode: the read API plus an in-process projector on embedded
 //! defaults (in-memory store, in-process event log, demo data).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use sessionfold_common::event::Decoder;
-use sessionfold_projector::Projector;
+use sessionfold_common::event::{Decoded, Decoder, Event};
 use sessionfold_projector::dead_letter::{DeadLetter, MemoryDeadLetters};
 use sessionfold_projector::log::EventLog;
 use sessionfold_projector::ndjson::{self, Partitioned};
 use sessionfold_projector::pipeline::{self, DEFAULT_BATCH_SIZE};
+use sessionfold_projector::source::EventSource;
 use sessionfold_projector::source::Record;
-use tokio::sync::watch;
+use sessionfold_projector::{BatchReport, Projector};
 use tracing::{error, info, warn};
 
 /// How long `POST /dev/events` waits for its events to be projected.
@@ -23,6 +23,9 @@ pub struct DevHandle {
     pub log: Arc<EventLog>,
     pub dead_letters: Arc<MemoryDeadLetters>,
     pub decoder: Decoder,
+    /// The engine's counters over every batch projected so far.
+    totals: Arc<Mutex<BatchReport>>,
+    ingest_turn: tokio::sync::Mutex<()>,
 }
 
 /// What ingesting a set of records did.
@@ -33,6 +36,11 @@ pub struct IngestReport {
     /// events older than what the projection holds count here too: the fold
     /// takes them and changes nothing.
     pub accepted: usize,
+    /// Accepted events that changed the projection.
+    pub applied: usize,
+    /// Accepted events that changed nothing: duplicates, events older than
+    /// what the projection holds, and events for a deleted user.
+    pub stale: usize,
     /// Events of unknown types, skipped.
     pub skipped: Vec<Skipped>,
     /// Events that failed to decode, with the reason.
@@ -49,36 +57,56 @@ pub struct Skipped {
 }
 
 impl DevHandle {
-    /// Starts the in-process projector over a new event log.
+    /// Starts the in-process projector over a new event log: the log is
+    /// read like a Kafka partition and every batch goes through the
+    /// production engine (`Projector::project`, retried like the pipeline).
     pub fn start(projector: Projector) -> Arc<Self> {
         let log = EventLog::new();
         let dead_letters = Arc::new(MemoryDeadLetters::new(1000));
+        let totals = Arc::new(Mutex::new(BatchReport::default()));
 
         let mut source = log.source();
-        let sink = Arc::clone(&dead_letters);
-        // Dev mode lives as long as the process; the sender is leaked on
-        // purpose so the pipeline never sees a shutdown.
-        let (shutdown_sender, shutdown) = watch::channel(false);
-        std::mem::forget(shutdown_sender);
+        let batch_totals = Arc::clone(&totals);
         tokio::spawn(async move {
-            match pipeline::run(
-                &mut source,
-                &projector,
-                sink.as_ref(),
-                DEFAULT_BATCH_SIZE,
-                shutdown,
-            )
-            .await
-            {
-                Ok(report) => info!(?report, "dev projector stopped"),
-                Err(err) => error!(error = %err, "dev projector failed"),
+            loop {
+                let batch = match source.next_batch(DEFAULT_BATCH_SIZE).await {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => break,
+                    Err(err) => {
+                        error!(error = %err, "dev projector stopped: event log failed");
+                        break;
+                    }
+                };
+                let events: Vec<Event> = batch
+                    .records
+                    .into_iter()
+                    .filter_map(|record| match record.decoded {
+                        Ok(Decoded::Event(event)) => Some(event),
+                        _ => None,
+                    })
+                    .collect();
+                match pipeline::project_with_retry(&projector, &events).await {
+                    // Totals first, then the commit that wakes the waiters.
+                    Ok(report) => batch_totals.lock().expect("dev totals lock").add(&report),
+                    Err(err) => {
+                        error!(error = %err, "dev projector failed");
+                        break;
+                    }
+                }
+                if let Err(err) = source.commit(batch.checkpoint).await {
+                    error!(error = %err, "dev projector cannot commit");
+                    break;
+                }
             }
+            info!("dev projector stopped");
         });
 
         Arc::new(Self {
             log,
             dead_letters,
             decoder: Decoder::default(),
+            totals,
+            ingest_turn: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -103,9 +131,17 @@ impl DevHandle {
             report.skipped.push(Skipped { origin, event_type });
         }
 
+        // One ingest at a time, so the engine's counters between the append
+        // and its projection belong to this request alone.
+        let _turn = self.ingest_turn.lock().await;
+        let before = *self.totals.lock().expect("dev totals lock");
         report.accepted = events.len();
         let position = self.log.append(events);
         report.projected = self.log.wait_projected(position, PROJECTION_WAIT).await;
+        let after = *self.totals.lock().expect("dev totals lock");
+        report.applied = after.applied - before.applied;
+        report.stale =
+            (after.stale - before.stale) + (after.dropped_for_deleted_user - before.dropped_for_deleted_user);
         report
     }
 

@@ -195,7 +195,14 @@ async fn sessions_revoked_makes_older_tokens_fail() {
     let revoke = r#"{"specversion":"1.0","id":"0b0f3c1e-0009-4000-8000-000000000009","source":"/services/users","type":"user.sessions_revoked","subject":"user-0100","time":"2026-10-05T12:00:00Z","data":{"version":3,"tokenVersion":1}}"#;
     let report = server.post_events(revoke).await;
     assert_eq!(report["accepted"], 1, "{report}");
+    assert_eq!(report["applied"], 1, "{report}");
     assert_eq!(report["projected"], true, "{report}");
+
+    // The same event again is folded but changes nothing.
+    let again = server.post_events(revoke).await;
+    assert_eq!(again["accepted"], 1, "{again}");
+    assert_eq!(again["applied"], 0, "{again}");
+    assert_eq!(again["stale"], 1, "{again}");
 
     let (status, body) = server.session(&server.token).await;
     assert_eq!(status, 401, "{body}");
@@ -245,6 +252,7 @@ async fn posted_events_report_rejections_with_reasons() {
     );
     let report = server.post_events(body).await;
     assert_eq!(report["accepted"], 0, "{report}");
+    assert_eq!(report["applied"], 0, "{report}");
     assert_eq!(report["skipped"][0]["eventType"], "booking.waitlisted");
     assert_eq!(report["rejected"][0]["eventId"], "e-bad");
     assert_eq!(report["rejected"][0]["origin"], "body:1");
