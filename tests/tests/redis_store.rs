@@ -966,3 +966,77 @@ fn command_calls(server: &RedisServer, command: &str) -> u64 {
         .and_then(|rest| rest.split(',').next())
         .map_or(0, |calls| calls.parse().expect("calls count"))
 }
+
+/// Two projectors and an API backfill write the same users at once. Every
+/// user ends with the document the pure fold of all its events renders:
+/// compare-and-set keeps every projector update, and a backfill only fills
+/// a missing document, so it never replaces a projected one.
+#[tokio::test]
+async fn projectors_and_backfill_lose_no_update() {
+    const USERS: usize = 20;
+    const BOOKINGS: usize = 6;
+
+    let server = RedisServer::start();
+    let now = Utc::now();
+    let users: Vec<String> = (0..USERS).map(|_| user_id()).collect();
+    let mut halves = [Vec::new(), Vec::new()];
+    let mut all_events = std::collections::HashMap::new();
+    for (index, user) in users.iter().enumerate() {
+        let mut events = vec![user_created(user, now)];
+        events.extend((0..BOOKINGS).map(|number| booking_created(user, &format!("bk-{number}"), now)));
+        for (position, event) in events.iter().enumerate() {
+            halves[(index + position) % 2].push(event.clone());
+        }
+        all_events.insert(user.clone(), events);
+    }
+
+    let mut tasks = Vec::new();
+    for half in halves {
+        let projector = Projector::new(store(&server.url()), RenderOptions::default());
+        tasks.push(tokio::spawn(async move {
+            // Small batches so the two projectors interleave on every user.
+            for chunk in half.chunks(3) {
+                loop {
+                    match projector.project(chunk).await {
+                        Ok(_) => break,
+                        Err(ProjectorError::Contention { .. }) => continue,
+                        Err(error) => panic!("projector: {error}"),
+                    }
+                }
+            }
+        }));
+    }
+    let backfill_store = store(&server.url());
+    let backfill_users = users.clone();
+    tasks.push(tokio::spawn(async move {
+        for _ in 0..5 {
+            for user in &backfill_users {
+                backfill_store
+                    .backfill_document(user, Bytes::from_static(b"assembled"))
+                    .await
+                    .unwrap();
+            }
+        }
+    }));
+    for task in tasks {
+        task.await.expect("writer task");
+    }
+
+    let store = store(&server.url());
+    for user in &users {
+        let expected = sessionfold_common::fold::render(
+            user,
+            &sessionfold_common::fold::fold_all(FoldState::default(), &all_events[user]),
+            Utc::now(),
+            &RenderOptions::default(),
+        )
+        .expect("user renders");
+        let stored = store.get_document(user).await.unwrap().expect("document stored");
+        let stored = StoredDocument::decode(stored).expect("a projected document, not a backfill");
+        assert_eq!(
+            stored.body,
+            serde_json::to_vec(&expected.body).unwrap(),
+            "user {user}"
+        );
+    }
+}
