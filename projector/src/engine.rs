@@ -2,7 +2,7 @@
 //!
 //! For each user in the batch: load the fold state, fold the user's events,
 //! render the session document, and write both with one compare-and-set. A
-//! conflict means another writer (a second projector, the rebuild CLI) got
+//! conflict means another writer (a second projector, `replay`) got
 //! there first; the engine reloads and folds again, which is safe because
 //! the fold is order-independent and idempotent.
 
@@ -219,13 +219,13 @@ impl Projector {
 
 /// Reads stored fold state. Unreadable state (written by an incompatible
 /// build, or corrupted) restarts from empty rather than stalling the
-/// projector on that user forever; `rebuild` restores it from the source of
-/// truth.
+/// projector on that user forever; replaying the user's events restores it.
+// NOTE: no `rebuild` command restores a user from the source of truth yet.
 pub fn decode_state(user_id: &str, bytes: &[u8]) -> FoldState {
     match serde_json::from_slice(bytes) {
         Ok(state) => state,
         Err(err) => {
-            error!(user_id, error = %err, "stored fold state is unreadable; folding from empty state, rebuild this user");
+            error!(user_id, error = %err, "stored fold state is unreadable; folding from empty state, replay this user's events to restore it");
             FoldState::default()
         }
     }

@@ -10,7 +10,8 @@ use crate::event::{Event, EventKind};
 // NOTE: eviction is the one place where order can matter: an event for an
 // evicted booking that arrives later recreates a partial entry. With the
 // served window at a few entries and this bound at 1000 it needs a user with
-// 1000 bookings and a very late event; `rebuild` repairs such a user.
+// 1000 bookings and a very late event. Replaying the user's events from
+// empty state repairs it; no `rebuild` command exists yet.
 pub const MAX_BOOKINGS: usize = 1000;
 /// At most this many subscriptions are kept per user, evicting ended ones first.
 pub const MAX_SUBSCRIPTIONS: usize = 200;

@@ -3,7 +3,7 @@
 //! A user has two values in one store, kept side by side (in Redis, in one
 //! hash slot): the fold state with its revision, and the session document the
 //! API serves. Every projection write is a compare-and-set on the state
-//! revision, so several writers (projector instances, the rebuild CLI) never
+//! revision, so several writers (projector instances, `replay`) never
 //! lose an update; a backfill from live assembly only creates a missing
 //! document.
 //!
