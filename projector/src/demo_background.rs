@@ -201,13 +201,7 @@ pub fn booking_history(events: &[Event]) -> Vec<BookingHistoryItem> {
         let entry = match &event.kind {
             EventKind::BookingCreated(created) => {
                 let entry = entries.entry(created.booking_id.clone()).or_default();
-                let details = BookingDetails {
-                    class_id: created.class_id.clone(),
-                    class_name: created.class_name.clone(),
-                    shaala_id: created.shaala_id.clone(),
-                    shaala_name: created.shaala_name.clone(),
-                    teacher_name: created.teacher_name.clone(),
-                };
+                let details = BookingDetails::from(created);
                 let times = Interval {
                     starts_at: created.starts_at,
                     ends_at: created.ends_at,

@@ -11,9 +11,8 @@
 //! 401, because there is no public variant of this data.
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use sessionfold_common::background::{
     BookingCursor, BookingHistoryQuery, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, NotificationCursor,
@@ -26,6 +25,7 @@ use tracing::warn;
 use crate::auth;
 use crate::background::{BackgroundError, BackgroundService};
 use crate::error::ApiError;
+use crate::routes::json_response;
 use crate::routes::session::check_revocation;
 use crate::state::AppState;
 
@@ -105,19 +105,6 @@ fn unavailable(error: BackgroundError) -> ApiError {
         BackgroundError::TimedOut(_) | BackgroundError::Unavailable(_) => ApiError::DataUnavailable,
         BackgroundError::InvalidData(_) => ApiError::Internal,
     }
-}
-
-fn json_response(body: Bytes) -> Response {
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    // Personal data: never stored by shared caches or reused across users.
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
-    headers.insert(header::VARY, HeaderValue::from_static("authorization, cookie"));
-    response
 }
 
 fn invalid(parameter: &str, value: &str, expected: impl Into<String>) -> ApiError {

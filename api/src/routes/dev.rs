@@ -46,7 +46,8 @@ pub async fn post_events(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest {
             code: "empty_body",
-            message: "the body holds no events; send NDJSON CloudEvents or a JSON array of them".to_owned(),
+            message: "the body contains no events; send NDJSON CloudEvents or a JSON array of them"
+                .to_owned(),
         });
     }
     Ok(Json(dev.ingest_body(&body).await))

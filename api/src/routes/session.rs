@@ -1,8 +1,8 @@
 //! `GET /auth/session`: the one call a frontend makes at start.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sessionfold_common::document::StoredDocument;
@@ -11,6 +11,7 @@ use tracing::warn;
 
 use crate::auth;
 use crate::error::ApiError;
+use crate::routes::json_response;
 use crate::state::AppState;
 
 const UNAUTHENTICATED: &[u8] = br#"{"authenticated":false}"#;
@@ -88,17 +89,4 @@ fn compose(state: &AppState, claims: &VerifiedToken, document: &StoredDocument, 
 
 fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn json_response(body: Bytes) -> Response {
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    // Personal data: never stored by shared caches or reused across users.
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
-    headers.insert(header::VARY, HeaderValue::from_static("authorization, cookie"));
-    response
 }

@@ -16,7 +16,7 @@ pub const MAX_BOOKINGS: usize = 1000;
 /// At most this many subscriptions are kept per user, evicting ended ones first.
 pub const MAX_SUBSCRIPTIONS: usize = 200;
 
-/// What folding one event did to the state.
+/// The effect of folding one event into the state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FoldEffect {
     /// At least one field took the event's value.
@@ -116,13 +116,7 @@ pub fn apply(state: &mut FoldState, event: &Event) -> FoldEffect {
         EventKind::UserDeleted => unreachable!("handled above"),
         EventKind::BookingCreated(created) => {
             let entry = state.bookings.entry(created.booking_id.clone()).or_default();
-            let details = BookingDetails {
-                class_id: created.class_id.clone(),
-                class_name: created.class_name.clone(),
-                shaala_id: created.shaala_id.clone(),
-                shaala_name: created.shaala_name.clone(),
-                teacher_name: created.teacher_name.clone(),
-            };
+            let details = BookingDetails::from(created);
             let times = Interval {
                 starts_at: created.starts_at,
                 ends_at: created.ends_at,

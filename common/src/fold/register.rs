@@ -38,7 +38,7 @@ fn stable_hash(text: &str) -> u64 {
     })
 }
 
-/// What a register write did; the fold aggregates these into its report.
+/// The outcome of a register write. The fold aggregates these into its report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Merge {
     /// The write carried a newer stamp and replaced the value.

@@ -38,8 +38,8 @@ pub struct FoldState {
 }
 
 impl FoldState {
-    /// Whether `user.created` has been folded and the user is not deleted:
-    /// only then is there a session document to serve.
+    /// Returns whether `user.created` has been folded and the user is not
+    /// deleted. Only then is there a session document to serve.
     pub fn has_user(&self) -> bool {
         self.deleted.is_none() && self.user.created.is_some()
     }
@@ -113,6 +113,18 @@ pub struct BookingDetails {
     pub shaala_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher_name: Option<String>,
+}
+
+impl From<&crate::event::payload::BookingCreated> for BookingDetails {
+    fn from(created: &crate::event::payload::BookingCreated) -> Self {
+        Self {
+            class_id: created.class_id.clone(),
+            class_name: created.class_name.clone(),
+            shaala_id: created.shaala_id.clone(),
+            shaala_name: created.shaala_name.clone(),
+            teacher_name: created.teacher_name.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
