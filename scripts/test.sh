@@ -30,7 +30,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if [[ -z "${SESSIONFOLD_TEST_MONGODB_URI:-}" ]]; then
     # nextest has no run-time skip: these tests return early and are
-    # counted as passed, so say so here rather than let the count mislead.
+    # counted as passed, so print that here rather than let the count mislead.
     echo "note: SESSIONFOLD_TEST_MONGODB_URI is not set; the MongoDB server tests" \
         "(common mongo_server, projector mongo_stream, api and tests crates' mongo_*) return" \
         "early with a skip reason and count as passed"

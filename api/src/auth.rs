@@ -89,7 +89,7 @@ impl Authenticator {
         }
     }
 
-    /// The verifier without the cache.
+    /// Returns the verifier without the cache.
     pub fn verifier(&self) -> &TokenVerifier {
         &self.verifier
     }

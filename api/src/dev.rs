@@ -28,12 +28,12 @@ pub struct DevHandle {
     ingest_turn: tokio::sync::Mutex<()>,
 }
 
-/// What ingesting a set of records did.
+/// The outcome of ingesting a set of records.
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IngestReport {
     /// Events that decoded and were appended to the log. Duplicates and
-    /// events older than what the projection holds count here too: the fold
+    /// events older than the projection's state count here too: the fold
     /// takes them and changes nothing.
     pub accepted: usize,
     /// Accepted events that changed the projection.

@@ -51,7 +51,7 @@ pub enum ApiError {
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// 503 `service_unavailable`: neither the projection store nor the
-    /// source of truth could answer in time.
+    /// source of truth could return data in time.
     #[error("session data is temporarily unavailable")]
     Unavailable,
     /// 503 `service_unavailable`: background data (profile, history,

@@ -95,7 +95,7 @@ impl SessionService {
         &self.store
     }
 
-    /// The session document of `user_id`, or `None` if the user has none.
+    /// Loads the session document of `user_id`, or `None` if the user has none.
     pub async fn load(&self, user_id: &str) -> Result<CachedSession, LoadError> {
         let Some(cache) = &self.cache else {
             return self.load_uncached(user_id).await;
@@ -188,7 +188,7 @@ impl SessionService {
     async fn assemble(&self, user_id: &str, backfill: bool) -> Result<CachedSession, LoadError> {
         let Some(source) = &self.source else {
             // Without a source of truth the projection is the only record:
-            // a store that answered "no document" means no such user, and a
+            // a store that returned "no document" means no such user, and a
             // store that failed leaves nothing to serve.
             return if backfill {
                 Ok(None)
@@ -247,7 +247,7 @@ impl SessionService {
 /// store. Runs for the life of the process.
 ///
 /// When the invalidation stream is lost, the cache is kept, not cleared:
-/// while the store is unreachable nobody can write to it, so cached entries
+/// while the store is unreachable no process can write to it, so cached entries
 /// stay true, and they are what keeps users served through the outage.
 /// Messages may have been missed around the disconnect, so the whole cache
 /// is dropped once the stream is back. Entry lifetime (`L1_CACHE_TTL_MS`)

@@ -65,7 +65,7 @@ async fn get(state: &AppState) -> (StatusCode, Bytes) {
     (status, to_bytes(response.into_body(), 1 << 20).await.unwrap())
 }
 
-/// The response up to `sessionMetadata`, which carries request times.
+/// Cuts the response before `sessionMetadata`, which carries request times.
 fn without_metadata(body: &[u8]) -> &[u8] {
     let text = std::str::from_utf8(body).unwrap();
     let end = text
@@ -127,7 +127,7 @@ impl SourceOfTruth for SlowSource {
 #[tokio::test]
 async fn concurrent_misses_share_one_assembly() {
     let config = config();
-    // The source of truth knows the user; the projection store is empty.
+    // The source of truth has the user, and the projection store is empty.
     let log = EventLog::new();
     log.append(walkthrough_events());
     let source: Arc<dyn SourceOfTruth> = Arc::new(SlowSource { inner: log });
@@ -142,7 +142,7 @@ async fn concurrent_misses_share_one_assembly() {
 }
 
 /// Mid-class for bk-703 (17:00 to 18:00 on 2026-10-20): projected then, its
-/// document says `confirmed` and goes stale at 18:00.
+/// document shows `confirmed` and goes stale at 18:00.
 fn during_class() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339("2026-10-20T17:30:00Z")
         .unwrap()

@@ -82,7 +82,7 @@ impl Env {
         })
     }
 
-    /// The raw value, if set and not empty.
+    /// Returns the raw value, if set and not empty.
     pub fn string(&self, name: &str) -> Option<String> {
         (self.lookup)(name)
     }
@@ -101,7 +101,7 @@ impl Env {
         }
     }
 
-    /// An unsigned integer within `min..=max`.
+    /// Parses an unsigned integer within `min..=max`.
     pub fn integer(&mut self, name: &str, default: u64, min: u64, max: u64, unit: &str) -> u64 {
         let expected = format!("an integer from {min} to {max} ({unit})");
         let value = self.parse(name, default, &expected);

@@ -93,7 +93,7 @@ impl StoredDocument {
         }
     }
 
-    /// Whether a time-based fact in the body has changed since it was rendered.
+    /// Returns whether a time-based fact in the body has changed since it was rendered.
     pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
         self.header
             .stale_at_ms

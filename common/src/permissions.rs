@@ -2,7 +2,7 @@
 //!
 //! The policy is configuration, applied at request time rather than baked
 //! into stored documents, so a policy change takes effect without a rebuild.
-//! [`PermissionTable`] pre-serializes the answer for every combination of
+//! [`PermissionTable`] pre-serializes the permissions for every combination of
 //! role, active flag and owner approval, so the read path only copies bytes.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::Role;
 use crate::fold::AccessFacts;
 
-/// What the frontend may offer a user (the `permissions` object).
+/// Actions the frontend may offer a user (the `permissions` object).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Permissions {
@@ -145,7 +145,7 @@ impl PermissionTable {
         &self.policy
     }
 
-    /// The `permissions` JSON object for `access`.
+    /// Returns the `permissions` JSON object for `access`.
     pub fn fragment(&self, access: AccessFacts) -> &Bytes {
         let role_index = Role::ALL
             .iter()

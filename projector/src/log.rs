@@ -68,7 +68,7 @@ impl EventLog {
         self.len() == 0
     }
 
-    /// Every event of one user, in append order.
+    /// Returns every event of one user, in append order.
     pub fn events_for_user(&self, user_id: &str) -> Vec<Event> {
         let entries = self.entries.lock().expect("event log lock");
         entries
@@ -105,7 +105,7 @@ impl EventLog {
             .is_ok_and(|result| result.is_ok())
     }
 
-    /// A source reading this log from the start.
+    /// Returns a source that reads this log from the start.
     pub fn source(self: &Arc<Self>) -> LogSource {
         LogSource {
             log: Arc::clone(self),

@@ -20,7 +20,7 @@ pub struct RawRecord {
 /// One record from a source.
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// Where the record came from, for logs and dead letters, e.g.
+    /// Origin of the record, for logs and dead letters, e.g.
     /// `events.ndjson:12` or `sessionfold.users/3@1042`.
     pub origin: String,
     pub decoded: Result<Decoded, DecodeError>,
@@ -45,7 +45,7 @@ pub enum SourceError {
 pub trait EventSource: Send {
     type Checkpoint: Send;
 
-    /// The next batch of at most `max_records`; `None` when the source has
+    /// Returns the next batch of at most `max_records`; `None` when the source has
     /// ended (a file read to its end). Long-running sources wait for records.
     async fn next_batch(
         &mut self,

@@ -1,6 +1,6 @@
 //! Decoding of raw CloudEvents (structured or binary mode) into typed events.
 //!
-//! The order of checks matters for the error a producer sees: size, JSON
+//! The order of checks matters for the error a producer gets: size, JSON
 //! syntax, the envelope schema, then the schema of `data` for the event type,
 //! then the rules JSON Schema cannot express (such as `endsAt` after
 //! `startsAt`). Decoding never panics; every failure is a [`DecodeError`]
@@ -17,10 +17,10 @@ use super::schema::{SchemaRegistry, SchemaViolations};
 /// must not cost unbounded memory). 1 MiB, the Kafka default `max.message.bytes`.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
 
-/// How far an event's `time` may lie ahead of this process's clock. The
-/// time of a change cannot be in the future; a producer clock far ahead would
-/// otherwise, for example, revoke every token until that date through
-/// `user.deactivated`, with no event able to undo it.
+/// Maximum distance of an event's `time` ahead of this process's clock,
+/// because the time of a change cannot be in the future. A producer clock far
+/// ahead would otherwise revoke every token until that date through
+/// `user.deactivated`, and no event could undo it.
 pub const MAX_FUTURE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
 /// The result of decoding one record that is not an error.
@@ -36,7 +36,7 @@ pub enum Decoded {
     },
 }
 
-/// Why a record could not be decoded; carries the ids that could be read.
+/// A record that could not be decoded: the reason and the ids that could be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("event {}: {problem}", event_id.as_deref().unwrap_or("<unreadable id>"))]
 pub struct DecodeError {
@@ -46,7 +46,7 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
-    /// A short stable code for the dead-letter reason header and metrics.
+    /// Returns a short stable code for the dead-letter reason header and metrics.
     pub fn code(&self) -> &'static str {
         match self.problem {
             DecodeProblem::TooLarge { .. } => "too_large",
@@ -313,7 +313,7 @@ fn decode_kind(event_type: &str, data: Value) -> Result<EventKind, DecodeProblem
             }
         }
         other => {
-            // The schema registry knows a type this match does not: a bug in
+            // The schema registry has a type this match lacks: a bug in
             // this crate, reported as a rule failure rather than a panic.
             return Err(DecodeProblem::Rule {
                 field: "/type",

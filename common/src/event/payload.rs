@@ -55,7 +55,7 @@ pub struct Event {
 }
 
 impl Event {
-    /// The CloudEvents `type` this event was decoded from.
+    /// Returns the CloudEvents `type` this event was decoded from.
     pub fn event_type(&self) -> &'static str {
         self.kind.event_type()
     }
@@ -143,7 +143,7 @@ pub struct UserCreated {
     pub preferences: PreferencesUpdate,
 }
 
-/// A partial profile change. The outer `Option` says whether the field was
+/// A partial profile change. The outer `Option` records whether the field was
 /// present at all; the inner one is `None` when it was present as `null`,
 /// which clears the field.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -158,7 +158,7 @@ pub struct ProfileUpdate {
 }
 
 /// Deserializes a field that was present (possibly as `null`) into `Some`.
-/// Together with `#[serde(default)]` this tells "absent" from "null".
+/// Together with `#[serde(default)]` this distinguishes "absent" from "null".
 fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,

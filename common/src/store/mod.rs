@@ -4,7 +4,7 @@
 //! hash slot): the fold state with its revision, and the session document the
 //! API serves. Every projection write is a compare-and-set on the state
 //! revision, so several writers (projector instances, `replay`) never
-//! lose an update; a backfill from live assembly only creates a missing
+//! lose an update. A backfill from live assembly only creates a missing
 //! document.
 //!
 //! - [`memory`]: in-process store for `dev` mode and tests.
@@ -28,7 +28,7 @@ pub struct StoredState {
     pub state: Bytes,
 }
 
-/// What a projection write does to the served document.
+/// The effect of a projection write on the served document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DocumentWrite {
     /// Store these document bytes.
@@ -66,7 +66,7 @@ pub enum StoreError {
     /// The store cannot be reached or timed out: retry later.
     #[error("projection store unavailable: {0}")]
     Unavailable(String),
-    /// The store answered something this build cannot use.
+    /// The store returned a reply this build cannot use.
     #[error("projection store returned an unexpected reply: {0}")]
     Protocol(String),
 }
@@ -86,7 +86,7 @@ pub trait ProjectionStore: Send + Sync + 'static {
     /// notifies invalidation subscribers.
     async fn write_batch(&self, writes: &[ProjectionWrite]) -> Result<Vec<WriteOutcome>, StoreError>;
 
-    /// The stored session document of a user, if any.
+    /// Reads the stored session document of a user, if any.
     async fn get_document(&self, user_id: &str) -> Result<Option<Bytes>, StoreError>;
 
     /// Stores a document built by live assembly only if none exists; returns
